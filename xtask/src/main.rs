@@ -14,6 +14,7 @@ mod model;
 mod probe;
 mod report;
 mod smoke_test;
+mod ui;
 mod variant;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Build, measure, run and report every image variant of the eco-docker demo service.")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, measure, run and report every image variant of the eco-docker demo service."
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -68,5 +74,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The workspace root, found from this crate's manifest so `cargo xtask` works from any directory.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
 }

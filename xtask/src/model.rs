@@ -82,11 +82,22 @@ pub enum BaseSource {
     /// `FROM scratch`: nothing to resolve.
     Scratch,
     /// The public image, already present in the local image store.
-    Local { image_id: String, repo_digest: Option<String> },
+    Local {
+        image_id: String,
+        repo_digest: Option<String>,
+    },
     /// The public image, pulled for this run.
-    Pulled { image_id: String, repo_digest: Option<String> },
+    Pulled {
+        image_id: String,
+        repo_digest: Option<String>,
+    },
     /// A stand-in built from Debian packages with mmdebstrap.
-    Recipe { recipe: String, description: String, image_id: String, toolchain: Option<String> },
+    Recipe {
+        recipe: String,
+        description: String,
+        image_id: String,
+        toolchain: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,7 +128,7 @@ pub struct Layer {
     pub diff_id: String,
     /// Size of the uncompressed layer tar (bytes).
     pub tar_bytes: u64,
-    /// Size of the layer's contents as `docker history` reports it (bytes).
+    /// Size of the layer's contents: the sum of its regular files' sizes (bytes).
     pub size_bytes: u64,
     pub compressed_bytes: u64,
     /// Regular files, symlinks and hard links in the layer (directories not counted).

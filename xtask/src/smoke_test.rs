@@ -1,17 +1,54 @@
-//! `cargo xtask smoke-test`: the quick gate.
+//! `cargo xtask smoke-test`: the quick gate. Builds and runs only `static`, checks its answer, stops it.
 
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::Args;
+
+use crate::base::{Policy, Resolver};
+use crate::experiment::{self, Built, RunPlan};
+use crate::model::Outcome;
+
+/// The variant the smoke test builds: the smallest, and the quickest to build.
+const VARIANT: &str = "static";
 
 #[derive(Args, Debug)]
 pub struct SmokeTest {
-    #[arg(long, value_enum, default_value_t = crate::base::Policy::Auto)]
-    pub base_source: crate::base::Policy,
+    /// Where base images come from (see `cargo xtask experiment --help`).
+    #[arg(long, value_enum, default_value_t = Policy::Auto)]
+    pub base_source: Policy,
 }
 
 impl SmokeTest {
-    pub fn run(self, _sh: &xshell::Shell) -> anyhow::Result<ExitCode> {
-        anyhow::bail!("not yet implemented")
+    pub fn run(self, sh: &xshell::Shell) -> Result<ExitCode> {
+        let out = crate::project_root().join("target/eco-smoke");
+        let setup = experiment::setup(sh, &[VARIANT.to_string()], out)?;
+        let logs = setup.out.join("logs");
+        let mut resolver = Resolver::new(&setup.docker, self.base_source, &logs);
+        let variant = &setup.variants[0];
+        let Built { report, image } = experiment::build(&setup, &mut resolver, variant)?;
+        let outcome = match (report.outcome, image) {
+            (Outcome::Passed, Some(_)) => {
+                match experiment::run(&setup.docker, &report.tag, &RunPlan { load: None }) {
+                    Ok((run, _)) => match experiment::verdict(&run, None) {
+                        None => {
+                            println!(
+                                "smoke test passed: {} answered exactly, started in {:.0} ms, stopped in {:.0} ms with exit code 0",
+                                report.tag, run.cold_start_ms, run.stop_ms
+                            );
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        Some(reason) => Outcome::Failed { reason },
+                    },
+                    Err(reason) => Outcome::Failed { reason },
+                }
+            }
+            (outcome, _) => outcome,
+        };
+        eprintln!(
+            "smoke test failed: {VARIANT}: {}",
+            experiment::outcome_line(&outcome)
+        );
+        Ok(ExitCode::FAILURE)
     }
 }
