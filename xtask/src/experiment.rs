@@ -24,9 +24,12 @@ pub struct Experiment {
     /// registry = only the public image; local = only local recipes.
     #[arg(long, value_enum, default_value_t = Policy::Auto)]
     pub base_source: Policy,
-    /// Exit non-zero when a variant exceeds its budget in containers/budgets.toml.
+    /// Exit non-zero when a variant exceeds its size budget.
     #[arg(long)]
     pub check_budgets: bool,
+    /// The budgets file [default: containers/budgets.toml].
+    #[arg(long, value_name = "FILE")]
+    pub budgets: Option<PathBuf>,
     /// Link speed for the modelled pull time (Mbit/s).
     #[arg(long, default_value_t = 100.0, value_parser = positive_f64)]
     pub bandwidth_mbit: f64,
@@ -298,13 +301,25 @@ impl Experiment {
             .out
             .clone()
             .unwrap_or_else(|| crate::project_root().join("target/eco-report"));
-        let setup = setup(sh, &self.variants, out)?;
-        let budgets_path = setup.root.join("containers/budgets.toml");
+        let root = crate::project_root();
+        // Budgets are read before anything slow happens, so a typo in them fails at once.
+        let budgets_path = self
+            .budgets
+            .clone()
+            .unwrap_or_else(|| root.join("containers/budgets.toml"));
         let budgets = match std::fs::read_to_string(&budgets_path) {
-            Ok(text) => variant::parse_budgets(&text, &setup.variants_all()?)?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Default::default(),
-            Err(err) => return Err(err).context("reading containers/budgets.toml"),
+            Ok(text) => {
+                variant::parse_budgets(&text, &variant::discover(&root.join("containers"))?)
+                    .with_context(|| format!("in {}", budgets_path.display()))?
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && self.budgets.is_none() => {
+                Default::default()
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("reading {}", budgets_path.display()));
+            }
         };
+        let setup = setup(sh, &self.variants, out)?;
         let scenario = model::Scenario {
             deploys_per_day: self.deploys_per_day,
             nodes_per_deploy: self.nodes,
@@ -415,12 +430,6 @@ impl Experiment {
                 ExitCode::SUCCESS
             },
         )
-    }
-}
-
-impl Setup<'_> {
-    fn variants_all(&self) -> Result<Vec<Variant>> {
-        variant::discover(&self.root.join("containers"))
     }
 }
 
