@@ -39,16 +39,10 @@ pub struct Recipe {
     pub version_command: Option<&'static [&'static str]>,
 }
 
-// Path excludes as `debian:*-slim` has them: no docs, man pages or locales, and no apt lists.
-const SLIM_DPKG_OPTS: [&str; 7] = [
-    "--dpkgopt=path-exclude=/usr/share/man/*",
-    "--dpkgopt=path-exclude=/usr/share/locale/*",
-    "--dpkgopt=path-include=/usr/share/locale/locale.alias",
-    "--dpkgopt=path-exclude=/usr/share/doc/*",
-    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-    "--dpkgopt=path-exclude=/usr/share/info/*",
-    "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
-];
+/// Empties apt's package lists and cache, as the public images do.
+const DROP_APT_LISTS: &str =
+    "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*";
+const PATH: &str = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub const RECIPES: &[Recipe] = &[
     Recipe {
@@ -56,18 +50,15 @@ pub const RECIPES: &[Recipe] = &[
         stands_in_for: &["rust:1-trixie", "rust:trixie", "rust:1", "rust:latest"],
         tag: "eco-local/rust-toolchain:trixie",
         description: "Debian trixie minbase + Debian's rustc and cargo (mmdebstrap)",
+        // rustc depends on gcc, binutils and libc6-dev (with libc.a), so static builds work too.
         mmdebstrap_args: &[
             "--variant=minbase",
-            "--include=rustc,cargo,gcc,libc6-dev",
-            "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
+            "--include=rustc,cargo",
+            DROP_APT_LISTS,
             "trixie",
             "-",
         ],
-        changes: &[
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ENV CARGO_HOME=/usr/local/cargo",
-            "CMD [\"bash\"]",
-        ],
+        changes: &[PATH, "ENV LANG=C.UTF-8", "CMD [\"bash\"]"],
         version_command: Some(&["rustc", "--version"]),
     },
     Recipe {
@@ -75,19 +66,20 @@ pub const RECIPES: &[Recipe] = &[
         stands_in_for: &["debian:trixie-slim", "debian:13-slim"],
         tag: "eco-local/debian-slim:trixie",
         description: "Debian trixie minbase without docs, man pages, locales or apt lists (mmdebstrap)",
+        // The path excludes `debian:*-slim` is made with.
         mmdebstrap_args: &[
             "--variant=minbase",
-            SLIM_DPKG_OPTS[0],
-            SLIM_DPKG_OPTS[1],
-            SLIM_DPKG_OPTS[2],
-            SLIM_DPKG_OPTS[3],
-            SLIM_DPKG_OPTS[4],
-            SLIM_DPKG_OPTS[5],
-            SLIM_DPKG_OPTS[6],
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+            "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            "--dpkgopt=path-exclude=/usr/share/info/*",
+            DROP_APT_LISTS,
             "trixie",
             "-",
         ],
-        changes: &["CMD [\"bash\"]"],
+        changes: &[PATH, "CMD [\"bash\"]"],
         version_command: None,
     },
 ];

@@ -121,13 +121,16 @@ impl<'a> Docker<'a> {
         req: &BuildRequest<'_>,
         log: &Path,
         mut on_step: impl FnMut(&str),
-    ) -> Result<()> {
+    ) -> Result<BuildSteps> {
         let mut args: Vec<String> = vec![
             "build".into(),
             "--force-rm".into(),
             "--tag".into(),
             req.tag.into(),
         ];
+        if req.no_cache {
+            args.push("--no-cache".into());
+        }
         args.extend(["--file".into(), req.dockerfile.display().to_string()]);
         for (k, v) in req.build_args {
             args.extend(["--build-arg".into(), format!("{k}={v}")]);
@@ -144,6 +147,7 @@ impl<'a> Docker<'a> {
             .context("starting docker build")?;
         let mut lines = BufReader::new(&reader);
         let mut line = Vec::new();
+        let mut steps = BuildSteps::default();
         loop {
             line.clear();
             if lines.read_until(b'\n', &mut line)? == 0 {
@@ -152,7 +156,10 @@ impl<'a> Docker<'a> {
             log_file.write_all(&line)?;
             let text = String::from_utf8_lossy(&line);
             if text.starts_with("Step ") {
+                steps.total += 1;
                 on_step(text.trim_end());
+            } else if text.trim() == "---> Using cache" {
+                steps.cached += 1;
             }
         }
         let status = reader
@@ -165,7 +172,7 @@ impl<'a> Docker<'a> {
                 log.display()
             );
         }
-        Ok(())
+        Ok(steps)
     }
 
     /// Starts a labelled container publishing 5000/tcp on a random loopback port.
@@ -271,7 +278,15 @@ impl<'a> Docker<'a> {
     }
 }
 
+/// Counts from the legacy builder's output.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BuildSteps {
+    pub total: u32,
+    pub cached: u32,
+}
+
 pub struct BuildRequest<'p> {
+    pub no_cache: bool,
     pub context: &'p Path,
     pub dockerfile: &'p Path,
     pub tag: &'p str,

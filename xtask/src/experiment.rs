@@ -27,6 +27,10 @@ pub struct Experiment {
     /// Exit non-zero when a variant exceeds its size budget.
     #[arg(long)]
     pub check_budgets: bool,
+    /// Build every image from scratch, so build times are real (steps that variants share are otherwise
+    /// taken from Docker's cache).
+    #[arg(long)]
+    pub no_cache: bool,
     /// The budgets file [default: containers/budgets.toml].
     #[arg(long, value_name = "FILE")]
     pub budgets: Option<PathBuf>,
@@ -126,7 +130,12 @@ pub struct Built {
 }
 
 /// Resolves the variant's bases and builds its image under its stable tag.
-pub fn build(setup: &Setup, resolver: &mut Resolver, variant: &Variant) -> Result<Built> {
+pub fn build(
+    setup: &Setup,
+    resolver: &mut Resolver,
+    variant: &Variant,
+    no_cache: bool,
+) -> Result<Built> {
     let mut report = VariantReport {
         name: variant.name.clone(),
         tag: variant.tag(),
@@ -165,6 +174,7 @@ pub fn build(setup: &Setup, resolver: &mut Resolver, variant: &Variant) -> Resul
     let spinner = ui::spinner(&format!("{}: building", variant.name));
     let started = Instant::now();
     let request = BuildRequest {
+        no_cache,
         context: &setup.context,
         dockerfile: &variant.dockerfile,
         tag: &report.tag,
@@ -174,19 +184,25 @@ pub fn build(setup: &Setup, resolver: &mut Resolver, variant: &Variant) -> Resul
         spinner.set_message(format!("{}: {step}", variant.name))
     });
     spinner.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let steps = match result {
+        Ok(steps) => steps,
+        Err(err) => {
+            report.outcome = Outcome::Failed {
+                reason: format!("{err:#}"),
+            };
+            return Ok(Built {
+                report,
+                image: None,
+            });
+        }
+    };
     report.build = Some(model::Build {
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
+        cached_steps: steps.cached,
+        steps: steps.total,
         log: log_rel,
     });
-    if let Err(err) = result {
-        report.outcome = Outcome::Failed {
-            reason: format!("{err:#}"),
-        };
-        return Ok(Built {
-            report,
-            image: None,
-        });
-    }
     let image = setup
         .docker
         .image_inspect(&report.tag)?
@@ -337,7 +353,7 @@ impl Experiment {
 
         let mut variants = Vec::new();
         for variant in &setup.variants {
-            let Built { mut report, image } = build(&setup, &mut resolver, variant)?;
+            let Built { mut report, image } = build(&setup, &mut resolver, variant, self.no_cache)?;
             if let Some(info) = image {
                 let spinner = ui::spinner(&format!("{}: measuring layers", variant.name));
                 let measured = measure_image(

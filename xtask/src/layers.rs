@@ -434,6 +434,8 @@ fn parse_config(json: &str) -> Result<(Vec<String>, Vec<String>)> {
         #[serde(default)]
         created_by: String,
         #[serde(default)]
+        comment: String,
+        #[serde(default)]
         empty_layer: bool,
     }
     let config: Config = serde_json::from_str(json).context("parsing the image config")?;
@@ -441,9 +443,13 @@ fn parse_config(json: &str) -> Result<(Vec<String>, Vec<String>)> {
         .history
         .into_iter()
         .filter(|h| !h.empty_layer)
-        .map(|h| tidy_command(&h.created_by))
+        .map(|h| match h.created_by.trim() {
+            // `docker import` leaves no command, only a comment such as "Imported from -".
+            "" => h.comment,
+            command => tidy_command(command),
+        })
         .collect();
-    // Imported images have no history for their one layer.
+    // An image without history at all still gets one (empty) command per layer.
     created_by.resize(config.rootfs.diff_ids.len(), String::new());
     Ok((config.rootfs.diff_ids, created_by))
 }
@@ -655,7 +661,10 @@ mod tests {
         assert_eq!(diff_ids, ["sha256:a", "sha256:b"]);
         assert_eq!(
             created_by,
-            ["", "RUN cargo build --release --offline --locked"]
+            [
+                "Imported from -",
+                "RUN cargo build --release --offline --locked"
+            ]
         );
     }
 

@@ -103,6 +103,10 @@ pub enum BaseSource {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Build {
     pub seconds: f64,
+    /// Build steps Docker took from its cache instead of running them: a cached build's time is not a
+    /// build time. `--no-cache` makes it 0.
+    pub cached_steps: u32,
+    pub steps: u32,
     /// The full `docker build` output, relative to the report directory.
     pub log: String,
 }

@@ -209,8 +209,10 @@ fn variant_section(report: &Report, v: &VariantReport) -> String {
     if let Some(build) = &v.build {
         let _ = writeln!(
             md,
-            "\n**Build:** {} s (log: `{}`).",
+            "\n**Build:** {} s, {} of {} steps from Docker's cache (log: `{}`).",
             sig(build.seconds),
+            build.cached_steps,
+            build.steps,
             build.log
         );
     }
@@ -818,6 +820,8 @@ mod tests {
     ) {
         v.build = Some(Build {
             seconds: 12.5,
+            cached_steps: 0,
+            steps: 7,
             log: format!("logs/{}.log", v.name),
         });
         v.run = Some(Run {

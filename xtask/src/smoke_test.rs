@@ -26,7 +26,7 @@ impl SmokeTest {
         let logs = setup.out.join("logs");
         let mut resolver = Resolver::new(&setup.docker, self.base_source, &logs);
         let variant = &setup.variants[0];
-        let Built { report, image } = experiment::build(&setup, &mut resolver, variant)?;
+        let Built { report, image } = experiment::build(&setup, &mut resolver, variant, false)?;
         let outcome = match (report.outcome, image) {
             (Outcome::Passed, Some(_)) => {
                 match experiment::run(&setup.docker, &report.tag, &RunPlan { load: None }) {

@@ -3,6 +3,7 @@
 //! - every `containers/*.Dockerfile` passes `hadolint`;
 //! - every workflow in `.github/workflows/` passes `check-jsonschema --builtin-schema vendor.github-workflows`;
 //! - every Dockerfile follows the project's conventions (base-image ARGs, labels, port, exec-form ENTRYPOINT).
+//! - the code is formatted (`cargo fmt --check`) and clippy finds nothing (`-D warnings`).
 //!
 //! A missing linter is a failure with install instructions, never a silent skip: a check that does not
 //! run is not a check.
@@ -330,4 +331,43 @@ fn the_dockerfile_reader_understands_continuations_and_labels() {
             ("b".to_string(), "z".to_string())
         ]
     );
+}
+
+/// Runs a cargo subcommand from the project root and panics with its output unless it succeeds.
+fn run_cargo(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(&cargo)
+        .args(args)
+        .current_dir(project_root())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run `{cargo}`: {err}"));
+    assert!(
+        output.status.success(),
+        "`cargo {}` failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
+#[test]
+fn code_is_formatted() {
+    run_cargo(&["fmt", "--all", "--", "--check"]);
+}
+
+#[test]
+fn clippy_finds_nothing() {
+    // A target directory of its own: the `cargo test` that runs this test may still hold the default one.
+    run_cargo(&[
+        "clippy",
+        "--quiet",
+        "--workspace",
+        "--all-targets",
+        "--target-dir",
+        "target/clippy",
+        "--",
+        "-D",
+        "warnings",
+    ]);
 }
