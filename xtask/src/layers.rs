@@ -21,6 +21,9 @@ use crate::dive;
 use crate::docker::{Docker, ImageInfo};
 use crate::model::{Efficiency, Layer};
 
+/// The cache's entry format; bump it when `LayerFacts` or `ImageFacts` change meaning.
+const FORMAT: &str = "v1";
+
 /// gzip at its default level, as image layers are usually pushed.
 const LEVEL: u32 = 6;
 
@@ -55,7 +58,10 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// Opens the cache under `dir`, in a subdirectory named for the format of its entries, so a newer
+    /// xtask never reads entries an older one wrote differently.
     pub fn new(dir: PathBuf) -> Result<Cache> {
+        let dir = dir.join(FORMAT);
         for sub in ["layers", "images", "tmp"] {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
