@@ -38,7 +38,7 @@ pub struct Experiment {
     #[arg(long, default_value_t = 100.0, value_parser = positive_f64)]
     pub bandwidth_mbit: f64,
     /// Requests in the bounded load run per variant.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: u64,
     /// Concurrent connections in the load run.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -136,18 +136,7 @@ pub fn build(
     variant: &Variant,
     no_cache: bool,
 ) -> Result<Built> {
-    let mut report = VariantReport {
-        name: variant.name.clone(),
-        tag: variant.tag(),
-        outcome: Outcome::Passed,
-        bases: Vec::new(),
-        build: None,
-        image: None,
-        run: None,
-        load: None,
-        eco: None,
-        budget: None,
-    };
+    let mut report = VariantReport::new(&variant.name, variant.tag());
     let mut build_args = Vec::new();
     for base in &variant.bases {
         match resolver.resolve(base)? {

@@ -57,6 +57,24 @@ pub struct VariantReport {
     pub budget: Option<BudgetCheck>,
 }
 
+impl VariantReport {
+    /// A variant about to be built: nothing measured yet, and nothing failed yet.
+    pub fn new(name: &str, tag: String) -> VariantReport {
+        VariantReport {
+            name: name.to_string(),
+            tag,
+            outcome: Outcome::Passed,
+            bases: Vec::new(),
+            build: None,
+            image: None,
+            run: None,
+            load: None,
+            eco: None,
+            budget: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
