@@ -244,7 +244,7 @@ impl Images for DaemonImages<'_, '_> {
     }
 
     fn build_recipe(&mut self, recipe: &Recipe) -> Result<()> {
-        if which_mmdebstrap().is_none() {
+        if crate::docker::which("mmdebstrap").is_none() {
             bail!(
                 "mmdebstrap is not installed (it builds the stand-in {}): apt-get install mmdebstrap",
                 recipe.tag
@@ -285,24 +285,8 @@ impl Images for DaemonImages<'_, '_> {
         let Some(command) = recipe.version_command else {
             return Ok(None);
         };
-        let managed = format!("{}=true", crate::docker::LABEL);
-        let tag = recipe.tag;
-        let out = xshell::cmd!(
-            self.docker.shell(),
-            "docker run --rm --label {managed} --network none {tag} {command...}"
-        )
-        .quiet()
-        .read()
-        .with_context(|| format!("asking {tag} for its toolchain version"))?;
-        Ok(Some(out.trim().to_string()))
+        self.docker.run_once(recipe.tag, command).map(Some)
     }
-}
-
-fn which_mmdebstrap() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("mmdebstrap"))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -177,13 +177,28 @@ impl<'a> Docker<'a> {
 
     /// Starts a labelled container publishing 5000/tcp on a random loopback port.
     pub fn run_detached(&self, image: &str) -> Result<String> {
-        let owner = format!("{OWNER_LABEL}={}", std::process::id());
-        let managed = format!("{LABEL}=true");
-        let id = cmd!(self.sh, "docker run --detach --label {managed} --label {owner} --publish 127.0.0.1::5000 {image}")
-            .quiet()
-            .read()
-            .with_context(|| format!("docker run {image}"))?;
+        let labels = labels();
+        let id = cmd!(
+            self.sh,
+            "docker run --detach {labels...} --publish 127.0.0.1::5000 {image}"
+        )
+        .quiet()
+        .read()
+        .with_context(|| format!("docker run {image}"))?;
         Ok(id.trim().to_string())
+    }
+
+    /// Runs `command` in a labelled, network-less container that is removed when it exits; its stdout.
+    pub fn run_once(&self, image: &str, command: &[&str]) -> Result<String> {
+        let labels = labels();
+        let out = cmd!(
+            self.sh,
+            "docker run --rm {labels...} --network none {image} {command...}"
+        )
+        .quiet()
+        .read()
+        .with_context(|| format!("docker run {image} {}", command.join(" ")))?;
+        Ok(out.trim().to_string())
     }
 
     pub fn published_port(&self, id: &str) -> Result<SocketAddr> {
@@ -272,10 +287,6 @@ impl<'a> Docker<'a> {
         )?;
         parse_stats(&body)
     }
-
-    pub fn shell(&self) -> &Shell {
-        self.sh
-    }
 }
 
 /// Counts from the legacy builder's output.
@@ -291,6 +302,21 @@ pub struct BuildRequest<'p> {
     pub dockerfile: &'p Path,
     pub tag: &'p str,
     pub build_args: &'p [(String, String)],
+}
+
+/// Removes every container this process started. For the Ctrl-C handler: an interrupted process runs
+/// no destructors, so the guards below cannot do it.
+pub fn remove_own_containers() {
+    let filter = format!("label={OWNER_LABEL}={}", std::process::id());
+    let listed = duct::cmd!("docker", "ps", "--all", "--quiet", "--filter", filter)
+        .stderr_null()
+        .read();
+    for id in listed.unwrap_or_default().split_whitespace() {
+        let _ = duct::cmd!("docker", "rm", "--force", "--volumes", id)
+            .stdout_null()
+            .stderr_null()
+            .run();
+    }
 }
 
 /// Removes its container when dropped, so no error path can leave one behind.
@@ -316,7 +342,17 @@ impl Drop for ContainerGuard<'_, '_> {
     }
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// The labels that make a container ours: managed by eco-docker, owned by this process.
+fn labels() -> [String; 4] {
+    [
+        "--label".into(),
+        format!("{LABEL}=true"),
+        "--label".into(),
+        format!("{OWNER_LABEL}={}", std::process::id()),
+    ]
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

@@ -19,6 +19,7 @@ mod variant;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -53,7 +54,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    match run(cli) {
+    let result = run(cli);
+    // Once interrupted, whatever `run` returned is a consequence of the handler removing containers
+    // under it; the handler ends the process with 130 when its clean-up is done.
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+    match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -62,7 +71,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set by the Ctrl-C handler before it removes this run's containers.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Ctrl-C (or SIGTERM) would otherwise leave the running container behind until the next run's sweep.
+    ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        eprintln!("interrupted: removing this run's containers");
+        docker::remove_own_containers();
+        std::process::exit(130);
+    })?;
     let sh = xshell::Shell::new()?;
     sh.change_dir(project_root());
     match cli.task {

@@ -326,3 +326,62 @@ fn a_bad_budgets_file_fails_before_anything_is_built() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_interrupted_run_removes_its_container_and_exits_130() {
+    let _lock = DOCKER.lock().unwrap_or_else(|e| e.into_inner());
+    require_docker();
+    let dir = out_dir("interrupted");
+    // A load far longer than the test waits, so the container is certainly running when SIGINT comes.
+    let mut child = xtask()
+        .args([
+            "experiment",
+            "--variant",
+            "static",
+            "--requests",
+            "100000000",
+            "--out",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the xtask binary starts");
+    let owner = format!("label=io.eco-docker.owner-pid={}", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let out = Command::new("docker")
+            .args(["ps", "--quiet", "--filter", &owner])
+            .output()
+            .unwrap();
+        if !text(&out.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the experiment never started its container"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the experiment ended before it was interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("interrupted: removing this run's containers\n"));
+    let left = Command::new("docker")
+        .args(["ps", "--all", "--quiet", "--filter", &owner])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&left.stdout).trim(),
+        "",
+        "the interrupted run left its container"
+    );
+}
