@@ -314,6 +314,7 @@ mod tests {
                     repo_digests: vec![format!("{reference}@sha256:d")],
                     size: 1,
                     layers: vec![],
+                    healthcheck: false,
                 }))
         }
         fn pull(&mut self, reference: &str) -> Result<()> {

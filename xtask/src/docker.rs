@@ -31,6 +31,8 @@ pub struct ImageInfo {
     pub size: u64,
     /// Diff IDs of the layers, bottom first.
     pub layers: Vec<String>,
+    /// Whether the image declares a `HEALTHCHECK`.
+    pub healthcheck: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -452,12 +454,26 @@ pub fn parse_image_inspect(json: &str) -> Result<ImageInfo> {
         size: u64,
         #[serde(rename = "RootFS")]
         root_fs: RootFs,
+        #[serde(default)]
+        config: Option<Config>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct RootFs {
         #[serde(default)]
         layers: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Config {
+        #[serde(default)]
+        healthcheck: Option<Healthcheck>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Healthcheck {
+        #[serde(default)]
+        test: Vec<String>,
     }
     let raw: Raw =
         serde_json::from_str(json.trim()).context("parsing `docker image inspect` output")?;
@@ -466,6 +482,11 @@ pub fn parse_image_inspect(json: &str) -> Result<ImageInfo> {
         repo_digests: raw.repo_digests.unwrap_or_default(),
         size: raw.size,
         layers: raw.root_fs.layers,
+        // `HEALTHCHECK NONE` is stored as the test `["NONE"]`.
+        healthcheck: raw
+            .config
+            .and_then(|c| c.healthcheck)
+            .is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE")),
     })
 }
 
@@ -542,8 +563,19 @@ mod tests {
                 repo_digests: vec!["rust@sha256:def".into()],
                 size: 1234,
                 layers: vec!["sha256:l1".into(), "sha256:l2".into()],
+                healthcheck: false,
             }
         );
+    }
+
+    #[test]
+    fn image_inspect_sees_a_healthcheck_but_not_healthcheck_none() {
+        let with = r#"{"Id":"i","Size":1,"RootFS":{},"Config":{"Healthcheck":{"Test":["CMD","/eco-service","--health-check"]}}}"#;
+        assert!(parse_image_inspect(with).unwrap().healthcheck);
+        let none = r#"{"Id":"i","Size":1,"RootFS":{},"Config":{"Healthcheck":{"Test":["NONE"]}}}"#;
+        assert!(!parse_image_inspect(none).unwrap().healthcheck);
+        let absent = r#"{"Id":"i","Size":1,"RootFS":{},"Config":{"Healthcheck":null}}"#;
+        assert!(!parse_image_inspect(absent).unwrap().healthcheck);
     }
 
     #[test]

@@ -206,6 +206,32 @@ pub fn build(
 pub struct RunPlan {
     /// `(requests, concurrency)` of the load run, or no load.
     pub load: Option<(u64, u64)>,
+    /// Whether the image declares a `HEALTHCHECK`, which must then report the container healthy.
+    pub healthcheck: bool,
+}
+
+/// Waits for Docker's own health check to decide. Engine 20.10 runs the first probe only after one
+/// interval, so this can take that long.
+fn health_check(docker: &Docker, id: &str, timeout: Duration) -> Result<model::Check> {
+    let deadline = Instant::now() + timeout;
+    let mut status = None;
+    while Instant::now() < deadline {
+        status = docker.state(id)?.health;
+        if matches!(status.as_deref(), Some("healthy" | "unhealthy")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let passed = status.as_deref() == Some("healthy");
+    Ok(model::Check {
+        name: "HEALTHCHECK reports healthy".into(),
+        passed,
+        detail: if passed {
+            String::new()
+        } else {
+            format!("health status {status:?} after {} s", timeout.as_secs())
+        },
+    })
 }
 
 /// Starts the image, waits for it, checks its answers, measures it, stops it and removes it.
@@ -255,6 +281,13 @@ pub fn run(
         }
         None => None,
     };
+
+    let mut checks = checks;
+    if plan.healthcheck {
+        let check = health_check(docker, &container.id, Duration::from_secs(40))
+            .map_err(|e| fail("health status", e))?;
+        checks.push(check);
+    }
 
     let stopping = Instant::now();
     docker
@@ -336,10 +369,6 @@ impl Experiment {
         let cache = layers::Cache::new(setup.root.join("target/eco-docker/cache"))?;
         let logs = setup.out.join("logs");
         let mut resolver = Resolver::new(&setup.docker, self.base_source, &logs);
-        let plan = RunPlan {
-            load: Some((self.requests, self.concurrency)),
-        };
-
         let mut variants = Vec::new();
         for variant in &setup.variants {
             let Built { mut report, image } = build(&setup, &mut resolver, variant, self.no_cache)?;
@@ -365,6 +394,10 @@ impl Experiment {
                 }
                 report.image = Some(image);
                 let spinner = ui::spinner(&format!("{}: running, checking, loading", variant.name));
+                let plan = RunPlan {
+                    load: Some((self.requests, self.concurrency)),
+                    healthcheck: info.healthcheck,
+                };
                 let ran = run(&setup.docker, &report.tag, &plan);
                 spinner.finish_and_clear();
                 match ran {

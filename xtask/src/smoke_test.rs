@@ -28,13 +28,20 @@ impl SmokeTest {
         let variant = &setup.variants[0];
         let Built { report, image } = experiment::build(&setup, &mut resolver, variant, false)?;
         let outcome = match (report.outcome, image) {
-            (Outcome::Passed, Some(_)) => {
-                match experiment::run(&setup.docker, &report.tag, &RunPlan { load: None }) {
+            (Outcome::Passed, Some(info)) => {
+                let plan = RunPlan {
+                    load: None,
+                    healthcheck: info.healthcheck,
+                };
+                match experiment::run(&setup.docker, &report.tag, &plan) {
                     Ok((run, _)) => match experiment::verdict(&run, None) {
                         None => {
                             println!(
-                                "smoke test passed: {} answered exactly, started in {:.0} ms, stopped in {:.0} ms with exit code 0",
-                                report.tag, run.cold_start_ms, run.stop_ms
+                                "smoke test passed: {} answered exactly, {} checks passed, started in {:.0} ms, stopped in {:.0} ms with exit code 0",
+                                report.tag,
+                                run.checks.len(),
+                                run.cold_start_ms,
+                                run.stop_ms
                             );
                             return Ok(ExitCode::SUCCESS);
                         }
