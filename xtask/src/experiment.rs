@@ -427,6 +427,7 @@ impl Experiment {
             docker_server_version: setup.docker.server_version.clone(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             os: os_name(),
+            revision: revision(sh),
         };
         let report = model::Report {
             schema_version: model::SCHEMA_VERSION,
@@ -501,6 +502,27 @@ pub fn outcome_line(outcome: &Outcome) -> String {
         Outcome::Passed => "passed".into(),
         Outcome::Failed { reason } => format!("FAILED: {reason}"),
         Outcome::Skipped { reason } => format!("skipped: {reason}"),
+    }
+}
+
+/// The commit of this checkout, so a report can be traced to the code that produced it.
+fn revision(sh: &xshell::Shell) -> String {
+    let Ok(commit) = xshell::cmd!(sh, "git rev-parse --short=12 HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+    else {
+        return "unknown".into();
+    };
+    let dirty = xshell::cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map_or(true, |changes| !changes.trim().is_empty());
+    if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
     }
 }
 

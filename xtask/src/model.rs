@@ -27,6 +27,8 @@ pub struct Host {
     pub docker_server_version: String,
     pub cpus: usize,
     pub os: String,
+    /// The eco-docker commit that ran (`-dirty` when the work tree had changes), or `unknown`.
+    pub revision: String,
 }
 
 /// The deployment scenario the eco model prices, set by `cargo xtask experiment` flags.

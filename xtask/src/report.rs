@@ -80,7 +80,7 @@ fn scenario_line(report: &Report) -> String {
     format!(
         "Scenario: {} deploys/day × {} nodes × {} days, {} requests/day per container, grid {} gCO2e/kWh, \
          pulls modelled at {} Mbit/s; baseline `{}`; sizes in MB = 10^6 bytes. \
-         Host: Docker {}, {} CPUs, {}.",
+         Host: Docker {}, {} CPUs, {}; eco-docker `{}`.",
         s.deploys_per_day,
         s.nodes_per_deploy,
         s.days,
@@ -91,6 +91,7 @@ fn scenario_line(report: &Report) -> String {
         report.host.docker_server_version,
         report.host.cpus,
         report.host.os,
+        report.host.revision,
     )
 }
 
@@ -887,6 +888,7 @@ mod tests {
                 docker_server_version: "27.5.1".into(),
                 cpus: 8,
                 os: "Debian GNU/Linux 13".into(),
+                revision: "0123abc".into(),
             },
             scenario: Scenario {
                 deploys_per_day: 10.0,
