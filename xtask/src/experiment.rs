@@ -331,15 +331,66 @@ pub fn verdict(run: &model::Run, load: Option<&model::Load>) -> Option<String> {
 }
 
 impl Experiment {
+    /// The steps after a successful build: measure the image, check its budget, run and check it.
+    fn measure_and_run(
+        &self,
+        setup: &Setup,
+        report: &mut VariantReport,
+        info: &crate::docker::ImageInfo,
+        budget: Option<&variant::Budget>,
+        cache: &layers::Cache,
+        scenario: &model::Scenario,
+    ) -> Result<()> {
+        let spinner = ui::spinner(&format!("{}: measuring layers", report.name));
+        let measured = measure_image(
+            &setup.docker,
+            &report.tag,
+            info,
+            cache,
+            &setup.root,
+            scenario,
+        );
+        spinner.finish_and_clear();
+        let image = measured?;
+        if let Some(budget) = budget {
+            report.budget = Some(variant::check_budget(
+                &report.name,
+                budget,
+                image.size_bytes,
+                image.compressed_bytes,
+            ));
+        }
+        report.image = Some(image);
+
+        let spinner = ui::spinner(&format!("{}: running, checking, loading", report.name));
+        let plan = RunPlan {
+            load: Some((self.requests, self.concurrency)),
+            healthcheck: info.healthcheck,
+        };
+        let ran = run(&setup.docker, &report.tag, &plan);
+        spinner.finish_and_clear();
+        match ran {
+            Ok((run, load)) => {
+                if let Some(reason) = verdict(&run, load.as_ref()) {
+                    report.outcome = Outcome::Failed { reason };
+                }
+                report.run = Some(run);
+                report.load = load;
+            }
+            Err(reason) => report.outcome = Outcome::Failed { reason },
+        }
+        Ok(())
+    }
+
     pub fn run(self, sh: &xshell::Shell) -> Result<ExitCode> {
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
+        let root = crate::project_root();
         let out = self
             .out
             .clone()
-            .unwrap_or_else(|| crate::project_root().join("target/eco-report"));
-        let root = crate::project_root();
+            .unwrap_or_else(|| root.join("target/eco-report"));
         // Budgets are read before anything slow happens, so a typo in them fails at once.
         let budgets_path = self
             .budgets
@@ -373,43 +424,8 @@ impl Experiment {
         for variant in &setup.variants {
             let Built { mut report, image } = build(&setup, &mut resolver, variant, self.no_cache)?;
             if let Some(info) = image {
-                let spinner = ui::spinner(&format!("{}: measuring layers", variant.name));
-                let measured = measure_image(
-                    &setup.docker,
-                    &report.tag,
-                    &info,
-                    &cache,
-                    &setup.root,
-                    &scenario,
-                );
-                spinner.finish_and_clear();
-                let image = measured?;
-                if let Some(budget) = budgets.get(&variant.name) {
-                    report.budget = Some(variant::check_budget(
-                        &variant.name,
-                        budget,
-                        image.size_bytes,
-                        image.compressed_bytes,
-                    ));
-                }
-                report.image = Some(image);
-                let spinner = ui::spinner(&format!("{}: running, checking, loading", variant.name));
-                let plan = RunPlan {
-                    load: Some((self.requests, self.concurrency)),
-                    healthcheck: info.healthcheck,
-                };
-                let ran = run(&setup.docker, &report.tag, &plan);
-                spinner.finish_and_clear();
-                match ran {
-                    Ok((run, load)) => {
-                        if let Some(reason) = verdict(&run, load.as_ref()) {
-                            report.outcome = Outcome::Failed { reason };
-                        }
-                        report.run = Some(run);
-                        report.load = load;
-                    }
-                    Err(reason) => report.outcome = Outcome::Failed { reason },
-                }
+                let budget = budgets.get(&variant.name);
+                self.measure_and_run(&setup, &mut report, &info, budget, &cache, &scenario)?;
             }
             eprintln!("{}: {}", variant.name, outcome_line(&report.outcome));
             variants.push(report);
