@@ -169,10 +169,12 @@ pub fn resolve(arg: &BaseArg, policy: Policy, images: &mut impl Images) -> Resul
                 // report with holes in it.
                 if images.local(recipe.tag)?.is_none() {
                     images.build_recipe(recipe).with_context(|| {
-                        format!(
-                            "{reference} is not available ({}) and its local stand-in failed",
-                            reasons.join("; ")
-                        )
+                        if reasons.is_empty() {
+                            format!("{reference}: building its local stand-in failed")
+                        } else {
+                            let why = reasons.join("; ");
+                            format!("{reference} is not available ({why}) and building its local stand-in failed")
+                        }
                     })?;
                 }
                 let info = images
@@ -456,7 +458,12 @@ mod tests {
         let err = resolve(&rust(), Policy::Auto, &mut fake).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
-            "rust:1-trixie is not available (no route to registry) and its local stand-in failed: mmdebstrap is not installed"
+            "rust:1-trixie is not available (no route to registry) and building its local stand-in failed: mmdebstrap is not installed"
+        );
+        let err = resolve(&rust(), Policy::Local, &mut Fake::default()).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "rust:1-trixie: building its local stand-in failed: mmdebstrap is not installed"
         );
     }
 
