@@ -97,10 +97,14 @@ pub struct Setup<'a> {
 }
 
 /// Checks the machine, sweeps containers of interrupted runs, picks the variants and stages the context.
-pub fn setup<'a>(sh: &'a xshell::Shell, requested: &[String], out: PathBuf) -> Result<Setup<'a>> {
+pub fn setup<'a>(
+    sh: &'a xshell::Shell,
+    all: &[Variant],
+    requested: &[String],
+    out: PathBuf,
+) -> Result<Setup<'a>> {
     let root = crate::project_root();
-    let all = variant::discover(&root.join("containers"))?;
-    let variants = variant::select(&all, requested)?;
+    let variants = variant::select(all, requested)?;
     let docker = Docker::connect(sh)?;
     let swept = docker.sweep_stale()?;
     if swept > 0 {
@@ -396,11 +400,10 @@ impl Experiment {
             .budgets
             .clone()
             .unwrap_or_else(|| root.join("containers/budgets.toml"));
+        let all = variant::discover(&root.join("containers"))?;
         let budgets = match std::fs::read_to_string(&budgets_path) {
-            Ok(text) => {
-                variant::parse_budgets(&text, &variant::discover(&root.join("containers"))?)
-                    .with_context(|| format!("in {}", budgets_path.display()))?
-            }
+            Ok(text) => variant::parse_budgets(&text, &all)
+                .with_context(|| format!("in {}", budgets_path.display()))?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound && self.budgets.is_none() => {
                 Default::default()
             }
@@ -408,7 +411,7 @@ impl Experiment {
                 return Err(err).with_context(|| format!("reading {}", budgets_path.display()));
             }
         };
-        let setup = setup(sh, &self.variants, out)?;
+        let setup = setup(sh, &all, &self.variants, out)?;
         let scenario = model::Scenario {
             deploys_per_day: self.deploys_per_day,
             nodes_per_deploy: self.nodes,

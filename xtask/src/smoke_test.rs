@@ -21,8 +21,14 @@ pub struct SmokeTest {
 
 impl SmokeTest {
     pub fn run(self, sh: &xshell::Shell) -> Result<ExitCode> {
-        let out = crate::project_root().join("target/eco-smoke");
-        let setup = experiment::setup(sh, &[VARIANT.to_string()], out)?;
+        let root = crate::project_root();
+        let all = crate::variant::discover(&root.join("containers"))?;
+        let setup = experiment::setup(
+            sh,
+            &all,
+            &[VARIANT.to_string()],
+            root.join("target/eco-smoke"),
+        )?;
         let logs = setup.out.join("logs");
         let mut resolver = Resolver::new(&setup.docker, self.base_source, &logs);
         let variant = &setup.variants[0];

@@ -79,36 +79,37 @@ fn variant_name(path: &Path) -> String {
 /// Runs `program args… files…` from the project root and panics with its output unless it succeeds.
 fn run_linter(program: &str, args: &[&str], files: &[PathBuf]) {
     let root = project_root();
-    let relative: Vec<&Path> = files
-        .iter()
-        .map(|f| f.strip_prefix(&root).unwrap_or(f))
-        .collect();
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(
+        files
+            .iter()
+            .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string()),
+    );
+    run_checked(program, &all, INSTALL_HINT);
+}
+
+/// Runs `program args…` from the project root and panics with the command and its output unless it
+/// succeeds; `hint` says how to get the program when it is missing.
+fn run_checked(program: &str, args: &[String], hint: &str) {
     let output = match Command::new(program)
         .args(args)
-        .args(&relative)
-        .current_dir(&root)
+        .current_dir(project_root())
         .output()
     {
         Ok(output) => output,
         Err(err) if err.kind() == ErrorKind::NotFound => {
-            panic!("`{program}` is not installed or not on PATH: {INSTALL_HINT}")
+            panic!("`{program}` is not installed or not on PATH: {hint}")
         }
-        Err(err) => panic!("cannot run `{program}`: {err}; {INSTALL_HINT}"),
+        Err(err) => panic!("cannot run `{program}`: {err}; {hint}"),
     };
-    if !output.status.success() {
-        let shown: Vec<String> = relative.iter().map(|p| p.display().to_string()).collect();
-        let command: Vec<String> = std::iter::once(program.to_string())
-            .chain(args.iter().map(|a| a.to_string()))
-            .chain(shown)
-            .collect();
-        panic!(
-            "`{}` failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            command.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-    }
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
 }
 
 #[test]
@@ -336,19 +337,8 @@ fn the_dockerfile_reader_understands_continuations_and_labels() {
 /// Runs a cargo subcommand from the project root and panics with its output unless it succeeds.
 fn run_cargo(args: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(&cargo)
-        .args(args)
-        .current_dir(project_root())
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run `{cargo}`: {err}"));
-    assert!(
-        output.status.success(),
-        "`cargo {}` failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    run_checked(&cargo, &args, "it comes with the Rust toolchain (rustup)");
 }
 
 #[test]
